@@ -15,6 +15,13 @@ static _Thread_local ns_node **g_tape;
 static _Thread_local size_t g_tape_n, g_tape_cap;
 static _Thread_local uint32_t g_pass = 1;
 static _Thread_local uint64_t g_seq;
+static ns_backward_node_cb g_node_cb;
+static void *g_node_cb_ud;
+
+void ns_set_backward_node_callback(ns_backward_node_cb cb, void *ud) {
+    g_node_cb = cb;
+    g_node_cb_ud = ud;
+}
 
 void ns_tape_reset(void);
 void ns_tape_reset(void) {
@@ -53,6 +60,8 @@ ns_node *ns_node_new(const char *op, ns_backward_fn fn, ns_tensor *out, int n,
         memcpy(nd->in_many, ins, sizeof(ns_tensor *) * (size_t)n);
     }
     nd->module = ns_module_current();
+    const ns_call_info *ci = ns_current_call();
+    nd->call_id = ci ? ci->call_id : 0;
     nd->seq = g_seq++;
     out->requires_grad = true;
     out->grad_fn = nd;
@@ -150,7 +159,10 @@ void ns_backward(ns_tensor *root, const ns_tensor *seed) {
     }
     for (size_t i = end; i-- > 0;) {
         ns_node *nd = g_tape[i];
-        if (ns_grad_peek(nd->out)) nd->backward(nd);
+        if (!ns_grad_peek(nd->out)) continue;
+        if (g_node_cb) g_node_cb(nd, false, g_node_cb_ud);
+        nd->backward(nd);
+        if (g_node_cb) g_node_cb(nd, true, g_node_cb_ud);
     }
     ev.kind = NS_EV_BACKWARD_END;
     ns_emit_event(&ev);

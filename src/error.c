@@ -43,6 +43,9 @@ static _Noreturn void deliver(const char *body) {
         ns_emit_event(&ev);
         g_in_error = 0;
     }
+    /* A handler may longjmp out: leave the call stack and hook dispatch consistent. */
+    ns_call_stack_reset();
+    ns_hooks_reset_dispatch();
     if (g_handler) {
         g_handler(g_last, g_handler_ud);
         fprintf(stderr, "nnscope: error handler returned; exiting\n");
@@ -71,7 +74,7 @@ void ns_op_error(const char *op, int n, ns_tensor *const *ts, const char *fmt, .
     for (int i = 0; i < n && off < sizeof body; i++) {
         char s[64];
         if (!ts[i]) continue;
-        off += (size_t)snprintf(body + off, sizeof body - off, "%s%s%s [%s] on %s",
+        off += (size_t)snprintf(body + off, sizeof body - off, "%s%s%s[%s] on %s",
                                 i ? ", " : " (operands: ", ts[i]->name ? ts[i]->name : "",
                                 ts[i]->name ? " " : "", ns_shape_str(ts[i], s, sizeof s),
                                 ns_device_name(ts[i]->device));

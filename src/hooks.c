@@ -55,6 +55,11 @@ static void drop(int i) {
     g_dirty = true;
 }
 
+void ns_hooks_reset_dispatch(void) {
+    g_running = 0;
+    compact();
+}
+
 void ns_hook_remove(ns_hook_handle id) {
     for (int i = 0; i < g_n; i++)
         if (g_hooks[i].id == id) drop(i);
@@ -166,7 +171,14 @@ void ns_note_samples(int64_t n) {
     if (!g_samples) g_samples = n;
 }
 
+void ns_record_autostart(void); /* hooks/recorder.c: NNSCOPE_DB */
+
 void ns_emit_event(const ns_event *ev) {
+    static bool started;
+    if (!started) {
+        started = true;
+        ns_record_autostart();
+    }
     if (ev->kind == NS_EV_BACKWARD_BEGIN && ev->tensor && ev->tensor->numel == 1)
         g_loss = ns_item(ev->tensor);
     DISPATCH(K_EVENT, (void *)NULL, ns_event_hook, f(ev, ud));

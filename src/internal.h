@@ -35,8 +35,14 @@ struct ns_node {
     int64_t i[8];
     void *aux;
     struct ns_module *module; /* innermost module running when recorded */
+    uint64_t call_id;         /* ns_call_info.call_id of that module's call (0: none) */
     uint64_t seq;
 };
+
+/* Observer of backward: called before (after = false) and after each node's backward runs. The
+ * recorder times module backward passes and attributes GPU kernels with it. One at a time. */
+typedef void (*ns_backward_node_cb)(const ns_node *n, bool after, void *ud);
+void ns_set_backward_node_callback(ns_backward_node_cb cb, void *ud);
 
 /* True when an op with these inputs must record a node (grad mode on and any input needs it). */
 bool ns_needs_grad(int n, ns_tensor *const *ins);
@@ -80,6 +86,8 @@ void ns_run_backward_hooks(struct ns_module *m, const ns_tensor *gout, const ns_
 void ns_run_optim_hooks(struct ns_optimizer *opt, bool post);
 /* True when some backward hook (global, or m's own) is registered. */
 bool ns_have_backward_hooks(struct ns_module *m);
+/* Forgets a dispatch interrupted by a longjmp out of an error handler. */
+void ns_hooks_reset_dispatch(void);
 /* Drops every per-module hook of m (module free). */
 void ns_hooks_forget_owner(void *owner);
 /* Notes for the step summary: an optimizer stepped; the batch size of an outermost call. */

@@ -7,5 +7,6 @@
 #include "nnscope/hooks.h"
 #include "nnscope/module.h"
 #include "nnscope/layers.h"
+#include "nnscope/optim.h"
 
 #endif
