@@ -34,7 +34,9 @@ CREATE TABLE IF NOT EXISTS runs (
   dropped        INTEGER NOT NULL DEFAULT 0, -- records dropped by a full queue ('drop' policy)
   sample_every   INTEGER NOT NULL DEFAULT 1, -- module_calls activation stats every N steps
   last_step      INTEGER,                  -- highest step committed
-  cupti_status   TEXT                      -- 'on', 'off', or why GPU timings are absent
+  cupti_status   TEXT,                     -- 'on', 'off', or why GPU timings are absent
+  record_error   TEXT                      -- why recording stopped early (disk full, I/O error):
+                                           -- rows after last_step are missing; NULL: it did not
 );
 
 -- The module tree. Registered modules have a dotted path under the model
@@ -132,8 +134,8 @@ CREATE TABLE IF NOT EXISTS transfers (
   module_id INTEGER,                       -- module whose forward made the move (NULL: outside)
   src       TEXT NOT NULL,
   dst       TEXT NOT NULL,
-  bytes     INTEGER NOT NULL,
-  count     INTEGER NOT NULL DEFAULT 1
+  bytes     INTEGER NOT NULL,                -- total bytes of the `count` moves in this step
+  count     INTEGER NOT NULL DEFAULT 1       -- moves with this module, src and dst in this step
 );
 CREATE INDEX IF NOT EXISTS transfers_step ON transfers (run_id, step);
 
@@ -226,5 +228,5 @@ CREATE VIEW IF NOT EXISTS copy_volume AS
 SELECT run_id, step, 'cupti' AS source, SUM(bytes) AS bytes, COUNT(*) AS copies
 FROM kernels WHERE kind = 'memcpy' GROUP BY run_id, step
 UNION ALL
-SELECT run_id, step, 'engine', SUM(bytes * count), SUM(count)
+SELECT run_id, step, 'engine', SUM(bytes), SUM(count)
 FROM transfers GROUP BY run_id, step;

@@ -84,10 +84,16 @@ static void cpu_unary_bwd_acc(enum ns_unary_op op, const float *x, const float *
                               float *gx, int64_t n, float alpha) {
     switch (op) {
     case NS_UN_RELU:
-        for (int64_t i = 0; i < n; i++) gx[i] += x[i] > 0.0f ? gy[i] : 0.0f;
+        for (int64_t i = 0; i < n; i++) {
+            float g = gy[i]; /* unconditional loads let the compiler use blends */
+            gx[i] += x[i] > 0.0f ? g : 0.0f;
+        }
         break;
     case NS_UN_LEAKY_RELU:
-        for (int64_t i = 0; i < n; i++) gx[i] += x[i] > 0.0f ? gy[i] : alpha * gy[i];
+        for (int64_t i = 0; i < n; i++) {
+            float g = gy[i];
+            gx[i] += x[i] > 0.0f ? g : alpha * g;
+        }
         break;
     case NS_UN_GELU:
         for (int64_t i = 0; i < n; i++) {
@@ -227,15 +233,35 @@ static void cpu_cross_entropy_bwd_acc(const float *logp, const int32_t *t, const
     }
 }
 
-static void cpu_dropout(const float *x, float *y, int64_t n, float p, uint64_t seed,
-                        uint64_t counter, bool acc) {
+/* AVX2 has a vector 32-bit multiply: worth a clone for the hash. */
+__attribute__((target_clones("avx2", "default"))) static void
+cpu_dropout(const float *x, float *y, int64_t n, float p, uint64_t seed, uint64_t counter,
+            bool acc) {
     float scale = 1.0f / (1.0f - p);
-    for (int64_t i = 0; i < n; i++) {
-        float keep = ns_rng_uniform(seed, counter + (uint64_t)i) >= p ? scale : 0.0f;
-        if (acc)
-            y[i] += x[i] * keep;
-        else
-            y[i] = x[i] * keep;
+    /* keep when (hash >> 8) >= p * 2^24, i.e. u >= p with u's 24-bit resolution */
+    int32_t thr = (int32_t)(p * 16777216.0f);
+    int64_t i = 0;
+    while (i < n) {
+        uint64_t c = counter + (uint64_t)i;
+        uint32_t key = ns_rng_key(seed, (uint32_t)(c >> 32));
+        uint32_t lo = (uint32_t)c;
+        /* the key changes when the low 32 bits wrap */
+        int64_t len = (int64_t)((uint64_t)UINT32_MAX - lo) + 1;
+        if (len > n - i) len = n - i;
+        const float *xs = x + i;
+        float *ys = y + i;
+        if (acc) {
+            for (int64_t j = 0; j < len; j++) {
+                int32_t h = (int32_t)(ns_fmix32((lo + (uint32_t)j) ^ key) >> 8);
+                ys[j] += xs[j] * (h >= thr ? scale : 0.0f);
+            }
+        } else {
+            for (int64_t j = 0; j < len; j++) {
+                int32_t h = (int32_t)(ns_fmix32((lo + (uint32_t)j) ^ key) >> 8);
+                ys[j] = xs[j] * (h >= thr ? scale : 0.0f); /* x * mask * scale, like PyTorch */
+            }
+        }
+        i += len;
     }
 }
 
@@ -454,27 +480,46 @@ static void cpu_norms(int n, const float *const *xs, const int64_t *lens, double
 
 static void cpu_act_stats(const float *x, int64_t rows, int64_t feat, int64_t inner, double *sum,
                           double *sumsq, int64_t *zeros, int64_t *dead, int64_t *nonfinite) {
+    /* One contiguous pass: per-row float partial sums (vectorised), per-feature zero counts. */
+    int32_t stack_fz[1024];
+    int32_t *fz = feat <= 1024 ? stack_fz : calloc((size_t)feat, sizeof *fz);
+    if (!fz) abort();
+    memset(fz, 0, sizeof *fz * (size_t)feat);
     double s = 0, ss = 0;
-    int64_t z = 0, d = 0, bad = 0;
-    int64_t fi = feat * inner;
-    for (int64_t f = 0; f < feat; f++) {
-        int64_t fz = 0;
-        for (int64_t r = 0; r < rows; r++) {
-            const float *p = x + r * fi + f * inner;
-            float ls = 0, lss = 0;
-            int64_t lz = 0;
-            for (int64_t i = 0; i < inner; i++) {
-                ls += p[i];
-                lss += p[i] * p[i];
-                lz += p[i] == 0.0f;
+    int64_t z = 0, bad = 0, fi = feat * inner;
+    for (int64_t r = 0; r < rows; r++) {
+        const float *p = x + r * fi;
+        float ls = 0, lss = 0;
+        int32_t lz = 0;
+        if (inner == 1) {
+            for (int64_t f = 0; f < feat; f++) {
+                float v = p[f];
+                ls += v;
+                lss += v * v;
+                int32_t isz = v == 0.0f;
+                lz += isz;
+                fz[f] += isz;
             }
-            s += ls;
-            ss += lss;
-            fz += lz;
+        } else {
+            for (int64_t f = 0; f < feat; f++) {
+                int32_t fzl = 0;
+                for (int64_t i = 0; i < inner; i++) {
+                    float v = p[f * inner + i];
+                    ls += v;
+                    lss += v * v;
+                    fzl += v == 0.0f;
+                }
+                lz += fzl;
+                fz[f] += fzl;
+            }
         }
-        z += fz;
-        d += fz == rows * inner;
+        s += ls;
+        ss += lss;
+        z += lz;
     }
+    int64_t d = 0;
+    for (int64_t f = 0; f < feat; f++) d += fz[f] == rows * inner;
+    if (fz != stack_fz) free(fz);
     if (!isfinite(s) || !isfinite(ss))
         for (int64_t i = 0; i < rows * fi; i++) bad += !isfinite(x[i]);
     *sum = s;

@@ -116,14 +116,26 @@ void ns_rng_get_state(uint64_t *seed, uint64_t *counter);
 void ns_rng_set_state(uint64_t seed, uint64_t counter);
 /* Reserves n draws from the global stream and returns the first counter value. */
 uint64_t ns_rng_advance(uint64_t n);
-/* Counter-based uniform in [0,1): the same (seed, counter) gives the same value on every
- * backend (a splitmix64 hash of seed and counter). */
+/* Counter-based random numbers: the same (seed, counter) gives the same value on every backend.
+ * u = fmix32(lo32(counter) ^ key(seed, hi32(counter))) / 2^32, with MurmurHash3's 32-bit
+ * finaliser; the key is constant over 2^32 consecutive counters, so kernels compute it once and
+ * the per-element work is a few 32-bit multiplies and shifts (vectorised on CPUs). */
+static inline uint32_t ns_fmix32(uint32_t h) {
+    h ^= h >> 16;
+    h *= 0x85EBCA6Bu;
+    h ^= h >> 13;
+    h *= 0xC2B2AE35u;
+    h ^= h >> 16;
+    return h;
+}
+static inline uint32_t ns_rng_key(uint64_t seed, uint32_t counter_hi) {
+    return ns_fmix32((uint32_t)seed ^
+                     ns_fmix32((uint32_t)(seed >> 32) ^ ns_fmix32(counter_hi + 0x9E3779B9u)));
+}
+/* Uniform float in [0,1) with 24 random bits. */
 static inline float ns_rng_uniform(uint64_t seed, uint64_t counter) {
-    uint64_t z = seed * 0x9E3779B97F4A7C15ull + counter + 0x632BE59BD9B4E019ull;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    z ^= z >> 31;
-    return (float)(z >> 40) * (1.0f / 16777216.0f);
+    uint32_t k = ns_rng_key(seed, (uint32_t)(counter >> 32));
+    return (float)(ns_fmix32((uint32_t)counter ^ k) >> 8) * (1.0f / 16777216.0f);
 }
 
 /* ------------------------------------------------------------------ scope */
