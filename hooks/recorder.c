@@ -38,6 +38,7 @@ typedef struct {
     bool in_opt;
     int opt_index;   /* index in the optimizer, -1 */
     float *snapshot; /* host copy at the last step end (buffers, params outside the optimizer) */
+    char *name;      /* dotted name as written to params.name */
 } known_tensor;
 
 typedef struct {
@@ -196,6 +197,7 @@ static void add_tensor(ns_recorder *r, ns_module *m, ns_tensor *t, const char *n
     k->opt_index = buffer ? -1 : opt_index_of(r, t);
     k->in_opt = k->opt_index >= 0;
     if (buffer || !k->in_opt) k->snapshot = snapshot_of(t, NULL);
+    k->name = strdup(name);
     put_tensor_row(r, k, name);
 }
 
@@ -445,13 +447,7 @@ static void opt_pre(ns_optimizer *opt, void *ud) {
         if (k->in_opt) {
             free(k->snapshot);
             k->snapshot = NULL;
-            const char *nm = k->t->name ? k->t->name : "?";
-            char name[512];
-            known_module *km = find_module(r, k->module_id);
-            /* the full dotted name: module path + local name */
-            snprintf(name, sizeof name, "%s%s%s", km && *km->path ? km->path : "",
-                     km && *km->path ? "." : "", nm);
-            put_tensor_row(r, k, name);
+            put_tensor_row(r, k, k->name);
         }
     }
 }
@@ -693,6 +689,7 @@ static void on_event(const ns_event *ev, void *ud) {
         for (int i = 0; i < r->n_tens;) {
             if (r->tens[i].module_id == (int64_t)ev->module->id) {
                 free(r->tens[i].snapshot);
+                free(r->tens[i].name);
                 r->tens[i] = r->tens[--r->n_tens];
             } else {
                 i++;
@@ -873,7 +870,10 @@ void ns_record_close(ns_recorder *r) {
     }
     pthread_mutex_unlock(&r->lock);
     for (int i = 0; i < r->n_mods; i++) free(r->mods[i].path);
-    for (int i = 0; i < r->n_tens; i++) free(r->tens[i].snapshot);
+    for (int i = 0; i < r->n_tens; i++) {
+        free(r->tens[i].snapshot);
+        free(r->tens[i].name);
+    }
     free(r->mods);
     free(r->tens);
     free(r->calls);

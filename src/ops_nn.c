@@ -110,7 +110,15 @@ ns_tensor *ns_log_softmax(ns_tensor *x) {
 /* ------------------------------------------------------------------ mse: mean((p - t)^2) -> (1) */
 
 ns_tensor *ns_mse(ns_tensor *pred, ns_tensor *target) {
-    ns_tensor *d = ns_sub(pred, target); /* checks shapes and devices, records the tape */
+    ns_tensor *ts[2] = {pred, target};
+    ns_check_f32("mse", pred);
+    ns_check_f32("mse", target);
+    ns_check_same_device("mse", 2, ts);
+    bool same = pred->ndim == target->ndim;
+    for (int i = 0; same && i < pred->ndim; i++) same = pred->shape[i] == target->shape[i];
+    if (!same) ns_op_error("mse", 2, ts, "prediction and target shapes must match");
+    if (pred->numel == 0) ns_op_error("mse", 2, ts, "mean of an empty tensor");
+    ns_tensor *d = ns_sub(pred, target); /* records the tape */
     return ns_mean(ns_mul(d, d));
 }
 
@@ -118,7 +126,10 @@ ns_tensor *ns_mse(ns_tensor *pred, ns_tensor *target) {
 
 static void dropout_bwd(ns_node *n) {
     ns_tensor *x = n->in[0], *gy = G(n);
-    if (n->f[0] >= 1.0f) return; /* p = 1: the output was all zeros, so is the gradient */
+    if (n->f[0] >= 1.0f) { /* p = 1: the output was all zeros, so is the gradient */
+        ns_grad_of(x);
+        return;
+    }
     ns_be(x)->dropout(gy->data, ns_grad_of(x)->data, x->numel, n->f[0], (uint64_t)n->i[0],
                       (uint64_t)n->i[1], true);
 }

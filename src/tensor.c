@@ -310,6 +310,8 @@ void ns_tensor_move(ns_tensor *t, ns_device dev) {
 }
 
 float ns_item(const ns_tensor *t) {
+    if (t->dtype != NS_F32)
+        ns_error("ns_item: the tensor holds int32 values, read them with ns_i32()");
     if (t->numel != 1) {
         char s[64];
         ns_error("ns_item: tensor has %lld elements [%s], expected one", (long long)t->numel,
