@@ -285,9 +285,10 @@ static known_module *see_module(ns_recorder *r, ns_module *m, ns_module *caller)
     } else {
         known_module *c = caller ? find_module(r, (int64_t)caller->id) : NULL;
         const char *cp = c ? c->path : "";
+        char brief[64] = "";
+        if (m->brief) m->brief(m, brief, sizeof brief);
         snprintf(path, sizeof path, "%s%s(unregistered %s%s%s #%llu)", cp, *cp ? "." : "",
-                 m->type ? m->type : "?", m->brief && *m->brief ? " " : "",
-                 m->brief ? m->brief : "", (unsigned long long)m->id);
+                 m->type ? m->type : "?", *brief ? " " : "", brief, (unsigned long long)m->id);
         add_module(r, m, path, caller ? (int64_t)caller->id : -1, false);
     }
     return find_module(r, (int64_t)m->id);
