@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cupti/ns_cupti.h"
 #include "internal.h"
 #include "nnscope/optim.h"
 #include "nnscope/record.h"
@@ -93,7 +94,8 @@ struct ns_recorder {
     bool nonfinite_reported;
     double t_last_step;
 
-    ns_hook_handle h[8];
+    ns_cupti *cupti; /* GPU kernel timings; NULL when CUPTI could not start */
+    ns_hook_handle h[10];
     int n_h;
 };
 
@@ -330,6 +332,7 @@ static void fwd_pre(ns_module *m, ns_tensor *x, void *ud) {
     shape_text(x, c->in_shape, sizeof c->in_shape);
     c->grad_out_norm = NAN;
     c->bwd_us = NAN;
+    ns_cupti_push(r->cupti, ns_step_index(), (int64_t)m->id, NS_PHASE_FORWARD);
     c->t0 = now_mono();
 }
 
@@ -351,6 +354,7 @@ static void fwd_post(ns_module *m, ns_tensor *x, ns_tensor *y, void *ud) {
     ns_recorder *r = ud;
     (void)x;
     if (!r->in_model) return;
+    ns_cupti_pop(r->cupti);
     const ns_call_info *ci = ns_current_call();
     call_rec *c = ci ? find_call(r, ci->call_id) : NULL;
     if (!c) return;
@@ -425,9 +429,12 @@ static _Thread_local double g_node_t0;
 static void node_cb(const ns_node *n, bool after, void *ud) {
     ns_recorder *r = ud;
     if (!after) {
+        ns_cupti_push(r->cupti, ns_step_index(), n->module ? (int64_t)n->module->id : -1,
+                      NS_PHASE_BACKWARD);
         g_node_t0 = now_mono();
         return;
     }
+    ns_cupti_pop(r->cupti);
     if (!n->call_id) return;
     call_rec *c = find_call(r, n->call_id);
     if (!c) return;
@@ -435,8 +442,14 @@ static void node_cb(const ns_node *n, bool after, void *ud) {
     c->bwd_us = isnan(c->bwd_us) ? dt : c->bwd_us + dt;
 }
 
+static void opt_post(ns_optimizer *opt, void *ud) {
+    (void)opt;
+    ns_cupti_pop(((ns_recorder *)ud)->cupti);
+}
+
 static void opt_pre(ns_optimizer *opt, void *ud) {
     ns_recorder *r = ud;
+    ns_cupti_push(r->cupti, ns_step_index(), -1, NS_PHASE_OPTIMIZER);
     if (r->opt) return;
     /* First optimizer seen: mark the parameters it holds. */
     r->opt = opt;
@@ -615,10 +628,56 @@ static void step_end(ns_recorder *r, const ns_step_info *si) {
     write_calls(r, si->step, si->phase);
     write_param_stats(r, si->step, train);
     write_transfers(r, si->step);
+    ns_cupti_step_end(r->cupti, si->step);
     r->stats_of = NULL; /* scope memory is reused by the next step */
     r->gnorm_of = NULL;
     push(r, &row); /* last: a committed step row means its details are committed too */
     r->step_sampled = (si->step + 1) % r->o.sample_every == 0;
+}
+
+/* ------------------------------------------------------------------ GPU activity */
+
+static void put_event(ns_recorder *r, const char *kind, int64_t module_id, const char *detail,
+                      double value);
+
+static void gpu_sink(const ns_gpu_record *g, void *ud) {
+    ns_recorder *r = ud;
+    ns_row row;
+    ns_row_init(&row, NS_ROW_KERNEL);
+    row.kernel.step = g->step;
+    row.kernel.module_id = g->module_id >= 0 ? g->module_id : NS_NULL;
+    row.kernel.phase = ns_gpu_phase_name(g->phase);
+    row.kernel.kind = g->kind;
+    row.kernel.name = g->name;
+    row.kernel.start_ns = (int64_t)g->start_ns;
+    row.kernel.end_ns = (int64_t)g->end_ns;
+    for (int i = 0; i < 3; i++) {
+        row.kernel.grid[i] = g->grid[i];
+        row.kernel.block[i] = g->block[i];
+    }
+    row.kernel.stream = g->stream;
+    row.kernel.bytes = g->bytes >= 0 ? g->bytes : NS_NULL;
+    push(r, &row);
+}
+
+static void start_cupti(ns_recorder *r) {
+    char why[256] = "off (NNSCOPE_CUPTI=0 or opts.cupti = false)";
+    if (r->o.cupti)
+        r->cupti = ns_cupti_start(gpu_sink, r, ns_step_index(), r->o.cupti_every, why, sizeof why);
+    ns_row row;
+    ns_row_init(&row, NS_ROW_RUN);
+    row.run.cupti_status = r->cupti ? "on" : why;
+    push(r, &row);
+}
+
+static void stop_cupti(ns_recorder *r) {
+    if (!r->cupti) return;
+    ns_cupti_stats st;
+    ns_cupti_stop(r->cupti, &st);
+    r->cupti = NULL;
+    char text[256];
+    ns_cupti_stats_text(&st, text, sizeof text);
+    put_event(r, "note", -1, text, NAN);
 }
 
 /* ------------------------------------------------------------------ events */
@@ -840,8 +899,10 @@ ns_recorder *ns_record_open(const char *path, ns_module *model, ns_optimizer *op
     r->h[r->n_h++] = ns_register_forward_hook_global(fwd_post, r);
     r->h[r->n_h++] = ns_register_backward_hook_global(bwd_hook, r);
     r->h[r->n_h++] = ns_register_optim_pre_hook(NULL, opt_pre, r);
+    r->h[r->n_h++] = ns_register_optim_post_hook(NULL, opt_post, r);
     r->h[r->n_h++] = ns_register_event_hook(on_event, r);
     ns_set_backward_node_callback(node_cb, r);
+    start_cupti(r);
     if (r->model) describe_model(r);
     pthread_mutex_lock(&g_active_lock);
     g_active = r;
@@ -862,6 +923,7 @@ void ns_record_close(ns_recorder *r) {
     pthread_mutex_unlock(&g_active_lock);
     for (int i = 0; i < r->n_h; i++) ns_hook_remove(r->h[i]);
     ns_set_backward_node_callback(NULL, NULL);
+    stop_cupti(r);
     pthread_mutex_lock(&r->lock);
     if (!r->closed) {
         r->closed = true;
