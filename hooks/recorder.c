@@ -757,6 +757,12 @@ static void on_event(const ns_event *ev, void *ud) {
             }
         }
         break;
+    case NS_EV_BACKWARD_BEGIN: /* kernels between nodes (the seed gradient) are backward too */
+        ns_cupti_push(r->cupti, ns_step_index(), -1, NS_PHASE_BACKWARD);
+        break;
+    case NS_EV_BACKWARD_END:
+        ns_cupti_pop(r->cupti);
+        break;
     case NS_EV_STEP_END:
         step_end(r, ev->step);
         break;
@@ -839,6 +845,8 @@ void ns_record_opts_default(ns_record_opts *o) {
     if (s && !strcmp(s, "drop")) o->drop_when_full = true;
     s = getenv("NNSCOPE_CUPTI");
     if (s && !strcmp(s, "0")) o->cupti = false;
+    s = getenv("NNSCOPE_CUPTI_EVERY");
+    if (s && atoi(s) > 0) o->cupti_every = atoi(s);
 }
 
 static char *read_cmdline(void) {

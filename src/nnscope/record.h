@@ -4,7 +4,8 @@
  * With no code change: NNSCOPE_DB=run.db ./program records the first model that runs (the
  * outermost module of the first ns_call) and the optimizer that steps it. Other variables:
  * NNSCOPE_SAMPLE_EVERY=N (activation statistics every N steps, default 1), NNSCOPE_QUEUE=block|drop
- * (what a full queue does, default block), NNSCOPE_CUPTI=0 (no GPU kernel timings).
+ * (what a full queue does, default block), NNSCOPE_CUPTI=0 (no GPU kernel timings),
+ * NNSCOPE_CUPTI_EVERY=N (GPU kernel timings every N steps, default 1).
  */
 #ifndef NNSCOPE_RECORD_H
 #define NNSCOPE_RECORD_H
