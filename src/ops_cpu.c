@@ -18,6 +18,10 @@ static void cpu_memcpy(void *dst, const void *src, size_t bytes) {
     if (dst != src) memmove(dst, src, bytes);
 }
 static void cpu_fill(float *x, int64_t n, float v) {
+    if (v == 0.0f && !signbit(v)) {
+        memset(x, 0, (size_t)n * sizeof *x);
+        return;
+    }
     for (int64_t i = 0; i < n; i++) x[i] = v;
 }
 static void cpu_sync(void) {}
@@ -61,8 +65,13 @@ static void cpu_affine(const float *x, float *y, int64_t n, float s, float t) {
 
 static void cpu_unary(enum ns_unary_op op, const float *x, float *y, int64_t n, float alpha) {
     switch (op) {
-    case NS_UN_RELU:
-        for (int64_t i = 0; i < n; i++) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+    case NS_UN_RELU: /* branchless: a data-dependent branch mispredicts half the time */
+        for (int64_t i = 0; i < n; i++) {
+            uint32_t b;
+            memcpy(&b, &x[i], 4);
+            b &= -(uint32_t)(x[i] > 0.0f);
+            memcpy(&y[i], &b, 4);
+        }
         break;
     case NS_UN_LEAKY_RELU:
         for (int64_t i = 0; i < n; i++) y[i] = x[i] > 0.0f ? x[i] : alpha * x[i];
@@ -115,6 +124,11 @@ static void cpu_unary_bwd_acc(enum ns_unary_op op, const float *x, const float *
 
 static void cpu_bias_add(const float *x, const float *b, float *y, int64_t outer, int64_t c,
                          int64_t inner) {
+    if (inner == 1) {
+        for (int64_t o = 0; o < outer; o++)
+            for (int64_t j = 0; j < c; j++) y[o * c + j] = x[o * c + j] + b[j];
+        return;
+    }
     for (int64_t o = 0; o < outer; o++)
         for (int64_t j = 0; j < c; j++) {
             const float *xs = x + (o * c + j) * inner;
@@ -270,6 +284,23 @@ cpu_dropout(const float *x, float *y, int64_t n, float p, uint64_t seed, uint64_
 static void cpu_bn_stats(const float *x, float *mean, float *var, int64_t outer, int64_t c,
                          int64_t inner) {
     double cnt = (double)(outer * inner);
+    if (inner == 1 && c <= 4096) { /* (N, C): walk rows, contiguous over channels */
+        double s[4096], v[4096];
+        for (int64_t j = 0; j < c; j++) s[j] = v[j] = 0;
+        for (int64_t o = 0; o < outer; o++)
+            for (int64_t j = 0; j < c; j++) s[j] += x[o * c + j];
+        for (int64_t j = 0; j < c; j++) s[j] /= cnt;
+        for (int64_t o = 0; o < outer; o++)
+            for (int64_t j = 0; j < c; j++) {
+                double d = x[o * c + j] - s[j];
+                v[j] += d * d;
+            }
+        for (int64_t j = 0; j < c; j++) {
+            mean[j] = (float)s[j];
+            var[j] = (float)(v[j] / cnt);
+        }
+        return;
+    }
     for (int64_t j = 0; j < c; j++) {
         double s = 0;
         for (int64_t o = 0; o < outer; o++) {
@@ -288,6 +319,16 @@ static void cpu_bn_stats(const float *x, float *mean, float *var, int64_t outer,
 
 static void cpu_bn_apply(const float *x, const float *mean, const float *invstd, const float *gamma,
                          const float *beta, float *y, int64_t outer, int64_t c, int64_t inner) {
+    if (inner == 1 && c <= 4096) {
+        float s[4096], t[4096];
+        for (int64_t j = 0; j < c; j++) {
+            s[j] = invstd[j] * (gamma ? gamma[j] : 1.0f);
+            t[j] = (beta ? beta[j] : 0.0f) - mean[j] * s[j];
+        }
+        for (int64_t o = 0; o < outer; o++)
+            for (int64_t j = 0; j < c; j++) y[o * c + j] = x[o * c + j] * s[j] + t[j];
+        return;
+    }
     for (int64_t o = 0; o < outer; o++)
         for (int64_t j = 0; j < c; j++) {
             float s = invstd[j] * (gamma ? gamma[j] : 1.0f);
@@ -315,6 +356,31 @@ static void cpu_bn_bwd_acc(const float *x, const float *mean, const float *invst
                            const float *gamma, const float *gy, float *gx, float *ggamma,
                            float *gbeta, int64_t outer, int64_t c, int64_t inner, bool training) {
     double cnt = (double)(outer * inner);
+    if (inner == 1 && c <= 4096 && training) {
+        double sg[4096], sgx[4096];
+        float kk[4096], mg[4096], mgx[4096];
+        for (int64_t j = 0; j < c; j++) sg[j] = sgx[j] = 0;
+        for (int64_t o = 0; o < outer; o++)
+            for (int64_t j = 0; j < c; j++) {
+                float g = gy[o * c + j];
+                sg[j] += g;
+                sgx[j] += g * (x[o * c + j] - mean[j]) * invstd[j];
+            }
+        for (int64_t j = 0; j < c; j++) {
+            if (ggamma) ggamma[j] += (float)sgx[j];
+            if (gbeta) gbeta[j] += (float)sg[j];
+            kk[j] = (gamma ? gamma[j] : 1.0f) * invstd[j];
+            mg[j] = (float)(sg[j] / cnt);
+            mgx[j] = (float)(sgx[j] / cnt);
+        }
+        if (!gx) return;
+        for (int64_t o = 0; o < outer; o++)
+            for (int64_t j = 0; j < c; j++) {
+                float xh = (x[o * c + j] - mean[j]) * invstd[j];
+                gx[o * c + j] += kk[j] * (gy[o * c + j] - mg[j] - xh * mgx[j]);
+            }
+        return;
+    }
     for (int64_t j = 0; j < c; j++) {
         double sg = 0, sgx = 0; /* sum(gy), sum(gy * xhat) */
         for (int64_t o = 0; o < outer; o++) {
@@ -456,74 +522,106 @@ static void cpu_avg_pool_bwd_acc(const float *gy, float *gx, int64_t planes, int
 
 /* ------------------------------------------------------------------ statistics */
 
-static void cpu_norms(int n, const float *const *xs, const int64_t *lens, double *sumsq,
+/* Sum of squares of n floats with 16 independent float lanes (vectorised without -ffast-math),
+ * folded into a double every 4096 elements. */
+__attribute__((target_clones("avx2", "default"))) static double sumsq(const float *x, int64_t n) {
+    double total = 0;
+    for (int64_t b = 0; b < n; b += 4096) {
+        int64_t e = b + 4096 < n ? b + 4096 : n, i = b;
+        float acc[16] = {0};
+        for (; i + 16 <= e; i += 16)
+            for (int k = 0; k < 16; k++) acc[k] += x[i + k] * x[i + k];
+        for (; i < e; i++) acc[0] += x[i] * x[i];
+        for (int k = 0; k < 16; k++) total += acc[k];
+    }
+    return total;
+}
+
+static void cpu_norms(int n, const float *const *xs, const int64_t *lens, double *out,
                       int64_t *nonfinite) {
     for (int t = 0; t < n; t++) {
-        const float *x = xs[t];
-        float s = 0.0f; /* float partial sums per block keep the loop vectorised */
-        double total = 0;
+        out[t] = sumsq(xs[t], lens[t]);
         int64_t bad = 0;
-        for (int64_t i = 0; i < lens[t]; i++) {
-            s += x[i] * x[i];
-            if ((i & 4095) == 4095) {
-                total += s;
-                s = 0;
-            }
-        }
-        total += s;
-        if (!isfinite(total))
-            for (int64_t i = 0; i < lens[t]; i++) bad += !isfinite(x[i]);
-        sumsq[t] = total;
+        if (!isfinite(out[t]))
+            for (int64_t i = 0; i < lens[t]; i++) bad += !isfinite(xs[t][i]);
         nonfinite[t] = bad;
     }
 }
 
-static void cpu_act_stats(const float *x, int64_t rows, int64_t feat, int64_t inner, double *sum,
-                          double *sumsq, int64_t *zeros, int64_t *dead, int64_t *nonfinite) {
-    /* One contiguous pass: per-row float partial sums (vectorised), per-feature zero counts. */
-    int32_t stack_fz[1024];
-    int32_t *fz = feat <= 1024 ? stack_fz : calloc((size_t)feat, sizeof *fz);
-    if (!fz) abort();
-    memset(fz, 0, sizeof *fz * (size_t)feat);
+__attribute__((target_clones("avx2", "default"))) static void
+cpu_act_stats(const float *x, int64_t rows, int64_t feat, int64_t inner, double *sum,
+              double *sumsq_out, int64_t *zeros, int64_t *dead, int64_t *nonfinite) {
+    /* One pass. Sums and zero counts in 16 register lanes (vectorised without -ffast-math),
+     * folded into doubles per row; per feature only a "seen non-zero" flag. */
+    enum { STACK = 4096, L = 16 };
+    uint32_t stack_nz[STACK]; /* per feature: OR of |v|'s bits, zero while all values are 0 */
+    uint32_t *nz = feat > STACK ? calloc((size_t)feat, sizeof *nz) : stack_nz;
+    if (!nz) abort();
+    if (feat <= STACK) memset(nz, 0, sizeof *nz * (size_t)feat);
     double s = 0, ss = 0;
-    int64_t z = 0, bad = 0, fi = feat * inner;
+    int64_t z = 0, fi = feat * inner;
     for (int64_t r = 0; r < rows; r++) {
         const float *p = x + r * fi;
-        float ls = 0, lss = 0;
-        int32_t lz = 0;
+        float as[L] = {0}, ass[L] = {0};
+        int32_t az[L] = {0};
         if (inner == 1) {
-            for (int64_t f = 0; f < feat; f++) {
+            int64_t f = 0;
+            for (; f + L <= feat; f += L)
+                for (int k = 0; k < L; k++) {
+                    float v = p[f + k];
+                    uint32_t b;
+                    memcpy(&b, &v, 4);
+                    b &= 0x7FFFFFFFu;
+                    as[k] += v;
+                    ass[k] += v * v;
+                    az[k] += b == 0;
+                    nz[f + k] |= b;
+                }
+            for (; f < feat; f++) {
                 float v = p[f];
-                ls += v;
-                lss += v * v;
-                int32_t isz = v == 0.0f;
-                lz += isz;
-                fz[f] += isz;
+                as[0] += v;
+                ass[0] += v * v;
+                az[0] += v == 0.0f;
+                nz[f] |= v != 0.0f ? 1u : 0u;
             }
         } else {
             for (int64_t f = 0; f < feat; f++) {
-                int32_t fzl = 0;
-                for (int64_t i = 0; i < inner; i++) {
-                    float v = p[f * inner + i];
-                    ls += v;
-                    lss += v * v;
-                    fzl += v == 0.0f;
+                const float *q = p + f * inner;
+                int32_t fz = 0;
+                int64_t i = 0;
+                for (; i + L <= inner; i += L)
+                    for (int k = 0; k < L; k++) {
+                        float v = q[i + k];
+                        int32_t isz = v == 0.0f;
+                        as[k] += v;
+                        ass[k] += v * v;
+                        az[k] += isz;
+                        fz += isz;
+                    }
+                for (; i < inner; i++) {
+                    float v = q[i];
+                    as[0] += v;
+                    ass[0] += v * v;
+                    az[0] += v == 0.0f;
+                    fz += v == 0.0f;
                 }
-                lz += fzl;
-                fz[f] += fzl;
+                nz[f] |= fz != inner ? 1u : 0u;
             }
         }
-        s += ls;
-        ss += lss;
-        z += lz;
+        for (int k = 0; k < L; k++) {
+            s += as[k];
+            ss += ass[k];
+            z += az[k];
+        }
     }
     int64_t d = 0;
-    for (int64_t f = 0; f < feat; f++) d += fz[f] == rows * inner;
-    if (fz != stack_fz) free(fz);
+    for (int64_t f = 0; f < feat; f++) d += !nz[f];
+    if (nz != stack_nz) free(nz);
+    int64_t bad = 0;
     if (!isfinite(s) || !isfinite(ss))
         for (int64_t i = 0; i < rows * fi; i++) bad += !isfinite(x[i]);
     *sum = s;
-    *sumsq = ss;
+    *sumsq_out = ss;
     *zeros = z;
     *dead = d;
     *nonfinite = bad;

@@ -31,7 +31,7 @@ TIMEOUT = 300
 # where module is an exact path ('' is the model itself), a compiled regex, or None (no module);
 # count is how many findings match (None: at least one). Every error or warning finding must
 # match one of them.
-UNREG = re.compile(r"^\(unregistered Linear #\d+\)$")
+UNREG = re.compile(r"^\(unregistered Linear (256->256 )?#\d+\)$")
 CASES = {
     "fashion_mlp": {"rc": 0, "status": "finished", "findings": []},
     "bug_layer_in_forward": {
