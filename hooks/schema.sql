@@ -21,7 +21,9 @@ CREATE TABLE IF NOT EXISTS runs (
   id             INTEGER PRIMARY KEY,
   started_at     REAL NOT NULL,            -- unix seconds
   ended_at       REAL,                     -- NULL while running or after a kill
-  heartbeat_at   REAL,                     -- last writer commit; stale when far behind now
+  heartbeat_at   REAL,                     -- last writer commit: at least every second while
+                                           -- the process lives; 'running' with a stale
+                                           -- heartbeat = killed
   status         TEXT NOT NULL DEFAULT 'running'
                  CHECK (status IN ('running', 'finished', 'interrupted', 'failed')),
   status_detail  TEXT,                     -- e.g. 'SIGINT', or the engine's error message
