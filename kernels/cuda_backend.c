@@ -7,7 +7,8 @@
 #include "cuda_internal.h"
 #include "ns_cuda.h"
 
-static const ns_backend cuda_backend = {
+/* Not const: the cuDNN convolution entries are filled in at start-up when cuDNN loads. */
+static ns_backend cuda_backend = {
     .name = "cuda",
     .alloc = ns_cu_alloc,
     .free = ns_cu_free,
@@ -55,7 +56,13 @@ static atomic_bool g_ok;
 static char g_why[256];
 
 static void start(void) {
-    atomic_store(&g_ok, ns_cu_init(g_why, sizeof g_why));
+    bool ok = ns_cu_init(g_why, sizeof g_why);
+    char why[256];
+    if (ok && ns_cuda_conv2d_available(why, sizeof why)) {
+        cuda_backend.conv2d = ns_cuda_conv2d;
+        cuda_backend.conv2d_bwd_acc = ns_cuda_conv2d_bwd_acc;
+    }
+    atomic_store(&g_ok, ok);
 }
 
 const ns_backend *ns_cuda_backend_get(char *why, size_t whylen) {

@@ -100,6 +100,16 @@ typedef struct ns_backend {
     void (*col2im_acc)(const float *col, float *gx, int64_t cin, int64_t h, int64_t w, int64_t k,
                        int64_t stride, int64_t pad, int64_t ho, int64_t wo);
 
+    /* Optional whole-batch convolution (NULL: ns_conv2d uses im2col + gemm per image). No bias:
+     * y (n,cout,ho,wo) = conv(x (n,cin,h,w), wt (cout,cin,k,k)). */
+    void (*conv2d)(const float *x, const float *wt, float *y, int64_t n, int64_t cin, int64_t h,
+                   int64_t w, int64_t cout, int64_t k, int64_t stride, int64_t pad, int64_t ho,
+                   int64_t wo);
+    /* gx += dL/dx, gwt += dL/dwt given gy; gx or gwt may be NULL. Set together with conv2d. */
+    void (*conv2d_bwd_acc)(const float *x, const float *wt, const float *gy, float *gx, float *gwt,
+                           int64_t n, int64_t cin, int64_t h, int64_t w, int64_t cout, int64_t k,
+                           int64_t stride, int64_t pad, int64_t ho, int64_t wo);
+
     /* pooling over (planes = N*C, h, w); max stores argmax (int32 index into the plane) */
     void (*max_pool)(const float *x, float *y, int32_t *argmax, int64_t planes, int64_t h,
                      int64_t w, int64_t k, int64_t stride, int64_t pad, int64_t ho, int64_t wo);

@@ -232,8 +232,11 @@ static void conv2d_bwd(ns_node *n) {
     int64_t ho = gy->shape[2], wo = gy->shape[3], K = cin * k * k, P = ho * wo;
     float *gw = w->requires_grad ? ns_grad_of(w)->data : NULL;
     float *gx = x->requires_grad ? ns_grad_of(x)->data : NULL;
-    ns_tensor *gcol = gx ? ns_tmp(NS_DIMS(K, P), x->device) : NULL;
-    for (int64_t i = 0; i < N; i++) {
+    ns_tensor *gcol = gx && col ? ns_tmp(NS_DIMS(K, P), x->device) : NULL;
+    if (!col) /* the backend convolves whole batches (cuDNN) */
+        be->conv2d_bwd_acc(x->data, w->data, gy->data, gx, gw, N, cin, H, W, cout, k, stride, pad,
+                           ho, wo);
+    for (int64_t i = 0; col && i < N; i++) {
         const float *gyi = gy->data + i * cout * P;
         /* gw (cout,K) += gy_i (cout,P) @ col_i(K,P)^T */
         if (gw) be->gemm(false, true, cout, K, P, 1.0f, gyi, col->data + i * K * P, 1.0f, gw);
@@ -277,8 +280,12 @@ ns_tensor *ns_conv2d(ns_tensor *x, ns_tensor *w, ns_tensor *b, int stride, int p
     int64_t K = cin * k * k, P = ho * wo;
     const ns_backend *be = ns_be(x);
     ns_tensor *y = ns_tmp(NS_DIMS(N, cout, ho, wo), x->device);
-    ns_tensor *col = ns_tmp(NS_DIMS(N, K, P), x->device); /* kept for the weight gradient */
-    for (int64_t i = 0; i < N; i++) {
+    ns_tensor *col = NULL; /* im2col path: kept for the weight gradient */
+    if (be->conv2d)
+        be->conv2d(x->data, w->data, y->data, N, cin, H, W, cout, k, stride, padding, ho, wo);
+    else
+        col = ns_tmp(NS_DIMS(N, K, P), x->device);
+    for (int64_t i = 0; col && i < N; i++) {
         float *ci = col->data + i * K * P;
         be->im2col(x->data + i * cin * H * W, ci, cin, H, W, k, stride, padding, ho, wo);
         be->gemm(false, false, cout, P, K, 1.0f, w->data, ci, 0.0f, y->data + i * cout * P);
