@@ -625,6 +625,21 @@ static void step_end(ns_recorder *r, const ns_step_info *si) {
     row.step.wall_time = wall;
     row.step.duration_us = r->t_last_step > 0 ? (wall - r->t_last_step) * 1e6 : NAN;
     r->t_last_step = wall;
+    size_t in_use = 0, cached = 0, peak = 0;
+    ns_scope_stats(&in_use, NULL);
+    row.step.scope_bytes = (int64_t)in_use;
+    /* Ask the device backend only when this step ran on a device (no CUDA start-up otherwise). */
+    bool on_dev = false;
+    for (int i = 0; i < r->n_calls && !on_dev; i++)
+        on_dev = (r->calls[i].in_dev && strcmp(r->calls[i].in_dev, "cpu")) ||
+                 (r->calls[i].param_dev && strcmp(r->calls[i].param_dev, "cpu"));
+    const ns_backend *dev = on_dev ? ns_backend_get(NS_CUDA) : NULL;
+    if (dev && dev->mem_stats) {
+        dev->mem_stats(&in_use, &cached, &peak);
+        row.step.dev_mem_in_use = (int64_t)in_use;
+        row.step.dev_mem_cached = (int64_t)cached;
+        row.step.dev_mem_peak = (int64_t)peak;
+    }
     write_calls(r, si->step, si->phase);
     write_param_stats(r, si->step, train);
     write_transfers(r, si->step);

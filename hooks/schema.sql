@@ -86,6 +86,11 @@ CREATE TABLE IF NOT EXISTS steps (
   samples     INTEGER,                     -- batch size seen by the step
   wall_time   REAL NOT NULL,               -- unix seconds at the step end
   duration_us REAL,                        -- since the previous step end
+  scope_bytes INTEGER,                     -- step-arena bytes in use at the step end (activations,
+                                           -- tape; CPU memory, the tensors' data on the CPU)
+  dev_mem_in_use INTEGER,                  -- device caching allocator at the step end (bytes):
+  dev_mem_cached INTEGER,                  --   in use, held in its free lists, and the peak;
+  dev_mem_peak   INTEGER,                  --   NULL when no device backend is in use
   PRIMARY KEY (run_id, step)
 ) WITHOUT ROWID;
 

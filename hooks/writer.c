@@ -48,7 +48,8 @@ static const char *const sql_text[SQL_N] = {
                   " requires_grad, in_optimizer, lr)"
                   " VALUES (?1, ?2, ?3, ?4, COALESCE(?5, 'param'), ?6, ?7, ?8, ?9, ?10)",
     [SQL_STEP] = "INSERT INTO steps (run_id, step, phase, epoch, loss, lr, samples, wall_time,"
-                 " duration_us) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                 " duration_us, scope_bytes, dev_mem_in_use, dev_mem_cached, dev_mem_peak)"
+                 " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
     [SQL_PARAM_STAT] = "INSERT INTO param_stats (run_id, step, param_id, grad_norm, update_norm,"
                        " weight_norm, ratio, nonfinite, device)"
                        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
@@ -180,7 +181,8 @@ void ns_row_init(ns_row *r, ns_row_kind kind) {
         r->param.lr = NAN;
         break;
     case NS_ROW_STEP:
-        r->step.epoch = r->step.samples = NS_NULL;
+        r->step.epoch = r->step.samples = r->step.scope_bytes = NS_NULL;
+        r->step.dev_mem_in_use = r->step.dev_mem_cached = r->step.dev_mem_peak = NS_NULL;
         r->step.loss = r->step.lr = r->step.wall_time = r->step.duration_us = NAN;
         break;
     case NS_ROW_PARAM_STAT:
@@ -338,6 +340,10 @@ static int insert_row(ns_writer *w, const ns_row *r) {
         bind_i(s, 7, r->step.samples);
         bind_d(s, 8, isnan(r->step.wall_time) ? ns_wall_time() : r->step.wall_time);
         bind_d(s, 9, r->step.duration_us);
+        bind_i(s, 10, r->step.scope_bytes);
+        bind_i(s, 11, r->step.dev_mem_in_use);
+        bind_i(s, 12, r->step.dev_mem_cached);
+        bind_i(s, 13, r->step.dev_mem_peak);
         if (w->last_step == NS_NULL || r->step.step > w->last_step) w->last_step = r->step.step;
         break;
     case NS_ROW_PARAM_STAT:

@@ -84,6 +84,8 @@ typedef struct {
             const char *phase;                       /* "train" or "eval" */
             int64_t epoch, samples;                  /* nullable */
             double loss, lr, wall_time, duration_us; /* wall_time: unix seconds, required */
+            int64_t scope_bytes;                     /* nullable */
+            int64_t dev_mem_in_use, dev_mem_cached, dev_mem_peak; /* nullable */
         } step;
         struct {
             int64_t step, param_id;

@@ -49,6 +49,7 @@ static ns_backend cuda_backend = {
     .act_stats = ns_cu_act_stats,
     .sgd_step = ns_cu_sgd_step,
     .adam_step = ns_cu_adam_step,
+    .mem_stats = ns_cuda_mem_stats,
 };
 
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;

@@ -137,6 +137,10 @@ typedef struct ns_backend {
                      bool nesterov, bool first_step, double *stats);
     void (*adam_step)(int n, const ns_optim_slot *slots, float beta1, float beta2, float eps,
                       bool decoupled_wd, float bias_corr1, float bias_corr2, double *stats);
+
+    /* Optional: the device allocator's bytes in use, cached in free lists, and peak (the
+     * recorder writes them per step). NULL for the CPU. */
+    void (*mem_stats)(size_t *in_use, size_t *cached, size_t *peak);
 } ns_backend;
 
 /* The table for a device; NULL when that backend is not compiled in. */
