@@ -28,7 +28,7 @@ static int cmp_group(const void *a, const void *b) {
 
 size_t ns_tui_group_findings(ns_finding *f, size_t n, ns_tui_fgroup *groups) {
     if (n == 0) return 0;
-    qsort(f, n, sizeof *f, cmp_finding);
+    if (n > 1) qsort(f, n, sizeof *f, cmp_finding);
     size_t ng = 0;
     for (size_t i = 0; i < n; i++) {
         if (ng == 0 || strcmp_null(groups[ng - 1].rule, f[i].rule) != 0) {
@@ -42,7 +42,7 @@ size_t ns_tui_group_findings(ns_finding *f, size_t n, ns_tui_fgroup *groups) {
         g->count++;
         if (f[i].severity > g->sev) g->sev = f[i].severity;
     }
-    qsort(groups, ng, sizeof *groups, cmp_group);
+    if (ng > 1) qsort(groups, ng, sizeof *groups, cmp_group);
     return ng;
 }
 

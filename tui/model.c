@@ -610,8 +610,9 @@ static int cmp_kmod(const void *a, const void *b) {
 }
 
 void ns_tui_model_sort_kernels(ns_tui_model *m) {
-    qsort(m->kernels, (size_t)m->nkernels, sizeof *m->kernels, cmp_kernel);
-    qsort(m->kmods, (size_t)m->nkmods, sizeof *m->kmods, cmp_kmod);
+    /* qsort's pointer must not be NULL even for zero elements */
+    if (m->nkernels) qsort(m->kernels, (size_t)m->nkernels, sizeof *m->kernels, cmp_kernel);
+    if (m->nkmods) qsort(m->kmods, (size_t)m->nkmods, sizeof *m->kmods, cmp_kmod);
     for (int i = 0; i < m->nkernels; i++) map_put(&m->kernel_map, m->kernels[i].name_id, i);
     for (int i = 0; i < m->nkmods; i++) map_put(&m->kmod_map, m->kmods[i].module_id, i);
 }

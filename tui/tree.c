@@ -60,7 +60,7 @@ static void sort_segment(const ns_tui_model *m, int *seg, int n, ns_tui_sort sor
         items[i].id = d->id;
         items[i].idx = seg[i];
     }
-    qsort(items, (size_t)n, sizeof *items, cmp_item);
+    if (n > 1) qsort(items, (size_t)n, sizeof *items, cmp_item);
     for (int i = 0; i < n; i++) seg[i] = items[i].idx;
     if (items != stack_items) free(items);
 }
