@@ -80,17 +80,7 @@ int main(int argc, char **argv) {
     ns_optimizer *opt = ns_adam_new(ps, np, o.lr, 0.9, 0.999, 1e-8, 0.0);
     free(ps);
 
-    sample_result train, test = {0};
-    bool more = true;
-    for (int epoch = 0; epoch < o.epochs && more; epoch++) {
-        ns_set_epoch(epoch);
-        ns_module_train(model, true);
-        more = sample_train_epoch(model, opt, &d, NS_CPU, &train);
-        ns_module_eval(model);
-        test = sample_evaluate(model, &d, NS_CPU);
-        sample_print_epoch(epoch, o.epochs, &train, &test);
-    }
-    printf("test_accuracy=%.4f\n", test.acc);
+    sample_fit(model, opt, &d, &o, NS_CPU);
 
     ns_optim_free(opt);
     ns_module_free(model);

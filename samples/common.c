@@ -207,3 +207,19 @@ void sample_print_epoch(int epoch, int epochs, const sample_result *train,
            train->seconds);
     fflush(stdout);
 }
+
+sample_result sample_fit(ns_module *model, ns_optimizer *opt, sample_data *d, const sample_opts *o,
+                         ns_device dev) {
+    sample_result train, test = {0};
+    bool more = true;
+    for (int epoch = 0; epoch < o->epochs && more; epoch++) {
+        ns_set_epoch(epoch);
+        ns_module_train(model, true);
+        more = sample_train_epoch(model, opt, d, dev, &train);
+        ns_module_eval(model);
+        test = sample_evaluate(model, d, dev);
+        sample_print_epoch(epoch, o->epochs, &train, &test);
+    }
+    printf("test_accuracy=%.4f\n", test.acc);
+    return test;
+}

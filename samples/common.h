@@ -71,6 +71,11 @@ bool sample_train_epoch(ns_module *model, ns_optimizer *opt, sample_data *d, ns_
  * decides (ns_module_eval() before it, as PyTorch's model.eval()). */
 sample_result sample_evaluate(ns_module *model, sample_data *d, ns_device dev);
 
+/* The usual loop, for the samples whose bug is elsewhere: per epoch ns_set_epoch, train mode and
+ * sample_train_epoch, then eval mode and sample_evaluate, and the epoch line; at the end the last
+ * line `test_accuracy=0.XXXX`. Returns the last evaluation. */
+sample_result sample_fit(ns_module *model, ns_optimizer *opt, sample_data *d, const sample_opts *o,
+                         ns_device dev);
 /* Prints the model as PyTorch's print(model) does and its trainable parameter count. */
 void sample_print_model(ns_module *model);
 
