@@ -18,39 +18,8 @@
 #include <unistd.h>
 #include <zlib.h>
 
-static char tmpdir[256];
-static char err[512];
-
-#define assert_contains(hay, needle)                                                               \
-    do {                                                                                           \
-        if (!strstr((hay), (needle)))                                                              \
-            fail_msg("expected \"%s\" in message \"%s\"", (needle), (hay));                        \
-    } while (0)
-
-static int rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *ftw) {
-    (void)sb, (void)flag, (void)ftw;
-    return remove(p);
-}
-
-static int setup_dir(void **state) {
-    (void)state;
-    const char *base = getenv("TMPDIR");
-    snprintf(tmpdir, sizeof tmpdir, "%s/nsloader-XXXXXX", base && *base ? base : "/tmp");
-    return mkdtemp(tmpdir) ? 0 : -1;
-}
-
-static int teardown_dir(void **state) {
-    (void)state;
-    return nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
-
-static const char *path_of(const char *name) {
-    static char buf[4][512];
-    static int k;
-    char *p = buf[k++ % 4];
-    snprintf(p, 512, "%s/%s", tmpdir, name);
-    return p;
-}
+#define IO_TEST_PREFIX "nsloader"
+#include "io_test_util.h"
 
 /* Writes a gzip idx file of unsigned bytes. */
 static void write_idx(const char *path, int ndim, const uint32_t *dims, const uint8_t *payload) {

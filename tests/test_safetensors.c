@@ -25,46 +25,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static char tmpdir[256];
-static char err[512];
-
-#define assert_contains(hay, needle)                                                               \
-    do {                                                                                           \
-        if (!strstr((hay), (needle)))                                                              \
-            fail_msg("expected \"%s\" in message \"%s\"", (needle), (hay));                        \
-    } while (0)
-
-static int rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *ftw) {
-    (void)sb, (void)flag, (void)ftw;
-    return remove(p);
-}
-
-static int setup_dir(void **state) {
-    (void)state;
-    const char *base = getenv("TMPDIR");
-    snprintf(tmpdir, sizeof tmpdir, "%s/nsst-XXXXXX", base && *base ? base : "/tmp");
-    return mkdtemp(tmpdir) ? 0 : -1;
-}
-
-static int teardown_dir(void **state) {
-    (void)state;
-    return nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
-
-static const char *path_of(const char *name) {
-    static char buf[4][512];
-    static int k;
-    char *p = buf[k++ % 4];
-    snprintf(p, 512, "%s/%s", tmpdir, name);
-    return p;
-}
-
-static void write_bytes(const char *path, const void *b, size_t n) {
-    FILE *f = fopen(path, "wb");
-    assert_non_null(f);
-    assert_int_equal(fwrite(b, 1, n, f), n);
-    assert_int_equal(fclose(f), 0);
-}
+#define IO_TEST_PREFIX "nsst"
+#include "io_test_util.h"
 
 /* Reads a whole file; *n gets its size. Caller frees. */
 static uint8_t *read_bytes(const char *path, size_t *n) {
@@ -347,7 +309,7 @@ static const char *make_file(const char *name, const char *header, size_t data_l
     memcpy(b + 8, header, hl);
     for (size_t i = 0; i < data_len; i++) b[8 + hl + i] = (uint8_t)i;
     const char *p = path_of(name);
-    write_bytes(p, b, n);
+    write_raw(p, b, n);
     free(b);
     return p;
 }
@@ -377,18 +339,18 @@ static void test_reject_not_safetensors(void **state) {
     assert_false(ns_safetensors_read(path_of("missing.safetensors"), &f, err, sizeof err));
     assert_contains(err, "missing.safetensors: cannot open: No such file or directory");
 
-    write_bytes(path_of("zero"), "", 0);
+    write_raw(path_of("zero"), "", 0);
     expect_reject(path_of("zero"), "0 bytes, less than the 8-byte header length");
-    write_bytes(path_of("five"), "\x02\0\0\0\0", 5);
+    write_raw(path_of("five"), "\x02\0\0\0\0", 5);
     expect_reject(path_of("five"), "5 bytes");
 
     static const uint8_t png[] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n', 0,    0,    0,
                                   13,   'I', 'H', 'D', 'R',  0,    0,    0,    1,    0,    0,
                                   0,    1,   8,   6,   0,    0,    0,    0x1f, 0x15, 0xc4, 0x89};
-    write_bytes(path_of("image.png"), png, sizeof png);
+    write_raw(path_of("image.png"), png, sizeof png);
     expect_reject(path_of("image.png"), "not a safetensors file");
     const char *text = "This is a text file, not tensors.\nSecond line.\n";
-    write_bytes(path_of("notes.txt"), text, strlen(text));
+    write_raw(path_of("notes.txt"), text, strlen(text));
     expect_reject(path_of("notes.txt"), "not a safetensors file");
     expect_reject(tmpdir, "not a regular file");
 
@@ -414,11 +376,11 @@ static void test_reject_truncated(void **state) {
     size_t n;
     uint8_t *b = read_bytes(p, &n);
     const char *q = path_of("cut.safetensors");
-    write_bytes(q, b, n - 1); /* one data byte missing */
+    write_raw(q, b, n - 1); /* one data byte missing */
     expect_reject(q, "past the end of the");
-    write_bytes(q, b, 40); /* inside the header */
+    write_raw(q, b, 40); /* inside the header */
     expect_reject(q, "truncated or not a safetensors file");
-    write_bytes(q, b, 7);
+    write_raw(q, b, 7);
     expect_reject(q, "less than the 8-byte header length");
     free(b);
 }
@@ -610,7 +572,7 @@ static void test_fuzz(void **state) {
                     mode == 1 ? (uint8_t)fuzz_next() : (uint8_t)(b[at] ^ (1u << (fuzz_next() % 8)));
             }
         }
-        write_bytes(q, b, len);
+        write_raw(q, b, len);
         ns_st_file f;
         if (ns_safetensors_read(q, &f, err, sizeof err)) {
             accepted++;
