@@ -14,8 +14,10 @@
 #   3. samples/fashion_mlp --device cuda: test accuracy must reach 0.87
 #   4. tests/bench/bench_fashion_gpu: the sample's training step, nnscope vs PyTorch eager on the
 #      same GPU, printing the ratio
+#   5. tests/gpu/cupti_check.sh: CUPTI kernel rows attributed to modules and phases, per-module
+#      sums vs the step's GPU time, collection on/off overhead (1-2 more minutes)
 #
-# Within 5 minutes (each stage has a time limit). Logs go to $OUT when set, else
+# Stages 1-4 within 5 minutes (each stage has a time limit). Logs go to $OUT when set, else
 # build-gpu/logs. NNSCOPE_GPU_BUILD=carry forces the carried build (to test it), =meson the
 # meson one. Exit status: 0 when every stage passed, 1 otherwise.
 set -u
@@ -167,6 +169,21 @@ if $build_ok; then
     fi
 else
     note "benchmark                 not run (no build)"
+fi
+
+# ------------------------------------------------------------------ 5. CUPTI kernel timings
+section "5. CUPTI: kernels attributed to modules, per-module sums, collection overhead"
+if $build_ok && [ -n "$data" ]; then
+    timeout 200 bash "$root/tests/gpu/cupti_check.sh" "$bdir" "$data" "$logs/cupti" \
+        >"$logs/cupti_check.log" 2>&1
+    cat "$logs/cupti_check.log"
+    last=$(tail -n 1 "$logs/cupti_check.log")
+    case $last in
+    "cupti_check: PASS"*) note "cupti                     ${last#cupti_check: }" ;;
+    *) note "cupti                     FAIL (${last:-no output})" ;;
+    esac
+else
+    note "cupti                     not run (no build or no data)"
 fi
 
 # ------------------------------------------------------------------ summary
