@@ -72,6 +72,7 @@ struct ns_recorder {
     bool closed;
     bool described;    /* module tree written */
     char *fail_detail; /* first engine error message */
+    char *close_err;   /* the writer's error, kept when the writer is closed */
     bool uninit_seen;
 
     known_module *mods;
@@ -87,7 +88,7 @@ struct ns_recorder {
     bool in_model; /* the outermost call in progress belongs to the recorded model */
     /* A container's output is its last child's output: reuse the statistics. */
     const float *stats_of;
-    int64_t stats_n;
+    int64_t stats_n, stats_rows, stats_feat;
     call_rec stats_cache;
     const float *gnorm_of;
     double gnorm_cache;
@@ -363,7 +364,9 @@ static void fwd_post(ns_module *m, ns_tensor *x, ns_tensor *y, void *ud) {
     c->out_dev = dev_name(y->device);
     shape_text(y, c->out_shape, sizeof c->out_shape);
     if (!r->step_sampled || y->dtype != NS_F32 || y->numel == 0) return;
-    if (r->stats_of == y->data && r->stats_n == y->numel) {
+    int64_t rows = y->ndim ? y->shape[0] : 1, feat = y->ndim > 1 ? y->shape[1] : 1;
+    if (r->stats_of == y->data && r->stats_n == y->numel && r->stats_rows == rows &&
+        r->stats_feat == feat) {
         c->have_stats = true;
         c->mean = r->stats_cache.mean;
         c->std = r->stats_cache.std;
@@ -372,7 +375,6 @@ static void fwd_post(ns_module *m, ns_tensor *x, ns_tensor *y, void *ud) {
         c->nonfinite = r->stats_cache.nonfinite;
         return;
     }
-    int64_t rows = y->ndim ? y->shape[0] : 1, feat = y->ndim > 1 ? y->shape[1] : 1;
     int64_t rf = rows * feat, inner = rf ? y->numel / rf : 1;
     double s, ss;
     int64_t zeros, dead, bad;
@@ -387,6 +389,8 @@ static void fwd_post(ns_module *m, ns_tensor *x, ns_tensor *y, void *ud) {
     c->nonfinite = bad;
     r->stats_of = y->data;
     r->stats_n = y->numel;
+    r->stats_rows = rows;
+    r->stats_feat = feat;
     r->stats_cache = *c;
     if (bad && !r->nonfinite_reported) {
         r->nonfinite_reported = true;
@@ -447,24 +451,43 @@ static void opt_post(ns_optimizer *opt, void *ud) {
     ns_cupti_pop(((ns_recorder *)ud)->cupti);
 }
 
-static void opt_pre(ns_optimizer *opt, void *ud) {
-    ns_recorder *r = ud;
-    ns_cupti_push(r->cupti, ns_step_index(), -1, NS_PHASE_OPTIMIZER);
-    if (r->opt) return;
-    /* First optimizer seen: mark the parameters it holds. */
+/* Marks which recorded parameters opt (may be NULL) holds; rewrites the params rows that
+ * changed. Parameters outside the optimizer keep a snapshot for their update norm. */
+static void adopt_optimizer(ns_recorder *r, ns_optimizer *opt) {
     r->opt = opt;
-    if (!r->described) return;
     for (int i = 0; i < r->n_tens; i++) {
         known_tensor *k = &r->tens[i];
         if (k->buffer) continue;
+        bool was = k->in_opt;
         k->opt_index = opt_index_of(r, k->t);
         k->in_opt = k->opt_index >= 0;
         if (k->in_opt) {
             free(k->snapshot);
             k->snapshot = NULL;
-            put_tensor_row(r, k, k->name);
+        } else if (!k->snapshot) {
+            k->snapshot = snapshot_of(k->t, NULL);
         }
+        if (r->described && (k->in_opt || was)) put_tensor_row(r, k, k->name);
     }
+}
+
+/* The optimizer is being freed: stop reading it. The params rows keep saying what it held. */
+static void forget_optimizer(ns_recorder *r) {
+    r->opt = NULL;
+    for (int i = 0; i < r->n_tens; i++) {
+        known_tensor *k = &r->tens[i];
+        if (k->buffer || !k->in_opt) continue;
+        k->opt_index = -1;
+        k->in_opt = false;
+        if (!k->snapshot) k->snapshot = snapshot_of(k->t, NULL);
+    }
+}
+
+static void opt_pre(ns_optimizer *opt, void *ud) {
+    ns_recorder *r = ud;
+    ns_cupti_push(r->cupti, ns_step_index(), -1, NS_PHASE_OPTIMIZER);
+    /* Follow the optimizer that steps (a new one for a second phase replaces the first). */
+    if (r->opt != opt) adopt_optimizer(r, opt);
 }
 
 /* ------------------------------------------------------------------ step end */
@@ -715,6 +738,7 @@ static void on_event(const ns_event *ev, void *ud) {
     ns_recorder *r = ud;
     switch (ev->kind) {
     case NS_EV_UNREGISTERED_CALL: {
+        if (!r->in_model) break; /* a call inside another model: not part of this run */
         known_module *k = see_module(r, ev->module, ev->other);
         char cp[512] = "";
         if (ev->other) {
@@ -757,7 +781,7 @@ static void on_event(const ns_event *ev, void *ud) {
     case NS_EV_ERROR:
         if (!r->fail_detail && ev->detail) r->fail_detail = strdup(ev->detail);
         if (!r->uninit_seen) put_event(r, "error", -1, ev->detail, NAN);
-        ns_writer_flush(r->w); /* the default handler exits next */
+        ns_record_flush(r); /* the default handler exits next */
         break;
     case NS_EV_MODULE_FREED:
         for (int i = 0; i < r->n_mods; i++)
@@ -781,12 +805,25 @@ static void on_event(const ns_event *ev, void *ud) {
     case NS_EV_STEP_END:
         step_end(r, ev->step);
         break;
+    case NS_EV_OPTIMIZER_FREED:
+        if (r->opt == ev->optimizer) forget_optimizer(r);
+        break;
     default:
         break;
     }
 }
 
 /* ------------------------------------------------------------------ signals and exit */
+
+/* Closes the writer once (caller holds r->lock), keeping its error message. */
+static void close_writer(ns_recorder *r, ns_run_status st, const char *detail) {
+    if (r->closed) return;
+    r->closed = true;
+    const char *e = ns_writer_error(r->w);
+    if (e) r->close_err = strdup(e);
+    ns_writer_close(r->w, st, detail);
+    r->w = NULL;
+}
 
 static int g_sig_pipe[2] = {-1, -1};
 static pthread_t g_sig_thread;
@@ -810,10 +847,7 @@ static void *sig_watcher(void *arg) {
     ns_recorder *r = g_active;
     if (r) {
         pthread_mutex_lock(&r->lock);
-        if (!r->closed) {
-            r->closed = true;
-            ns_writer_close(r->w, NS_RUN_INTERRUPTED, sig == SIGINT ? "SIGINT" : "SIGTERM");
-        }
+        close_writer(r, NS_RUN_INTERRUPTED, sig == SIGINT ? "SIGINT" : "SIGTERM");
         pthread_mutex_unlock(&r->lock);
     }
     pthread_mutex_unlock(&g_active_lock);
@@ -835,8 +869,12 @@ static void install_signals(void) {
     sa.sa_handler = on_signal;
     sigemptyset(&sa.sa_mask);
     sa.sa_flags = SA_RESTART;
-    sigaction(SIGINT, &sa, &g_old_int);
-    sigaction(SIGTERM, &sa, &g_old_term);
+    /* Only where the disposition is the default: a SIGINT ignored by the shell (background jobs)
+     * stays ignored, and a program's own handler keeps running (its run ends at exit). */
+    sigaction(SIGINT, NULL, &g_old_int);
+    sigaction(SIGTERM, NULL, &g_old_term);
+    if (g_old_int.sa_handler == SIG_DFL) sigaction(SIGINT, &sa, NULL);
+    if (g_old_term.sa_handler == SIG_DFL) sigaction(SIGTERM, &sa, NULL);
     g_sig_installed = 1;
 }
 
@@ -948,13 +986,7 @@ void ns_record_close(ns_recorder *r) {
     ns_set_backward_node_callback(NULL, NULL);
     stop_cupti(r);
     pthread_mutex_lock(&r->lock);
-    if (!r->closed) {
-        r->closed = true;
-        if (r->fail_detail)
-            ns_writer_close(r->w, NS_RUN_FAILED, r->fail_detail);
-        else
-            ns_writer_close(r->w, NS_RUN_FINISHED, NULL);
-    }
+    close_writer(r, r->fail_detail ? NS_RUN_FAILED : NS_RUN_FINISHED, r->fail_detail);
     pthread_mutex_unlock(&r->lock);
     for (int i = 0; i < r->n_mods; i++) free(r->mods[i].path);
     for (int i = 0; i < r->n_tens; i++) {
@@ -966,6 +998,7 @@ void ns_record_close(ns_recorder *r) {
     free(r->calls);
     free(r->xfers);
     free(r->fail_detail);
+    free(r->close_err);
     pthread_mutex_destroy(&r->lock);
     free(r);
 }
@@ -979,11 +1012,15 @@ int64_t ns_record_run_id(const ns_recorder *r) {
 }
 
 void ns_record_flush(ns_recorder *r) {
-    if (r && !r->closed) ns_writer_flush(r->w);
+    if (!r) return;
+    pthread_mutex_lock(&r->lock);
+    if (!r->closed) ns_writer_flush(r->w);
+    pthread_mutex_unlock(&r->lock);
 }
 
 const char *ns_record_error(const ns_recorder *r) {
-    return r ? ns_writer_error(r->w) : NULL;
+    if (!r) return NULL;
+    return r->closed ? r->close_err : ns_writer_error(r->w);
 }
 
 /* NNSCOPE_DB=path: start recording at the first engine event of the process (module creation),

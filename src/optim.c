@@ -178,6 +178,8 @@ int ns_optim_add_group(ns_optimizer *opt, ns_tensor *const *params, int n, doubl
 
 void ns_optim_free(ns_optimizer *opt) {
     if (!opt) return;
+    ns_event ev = {.kind = NS_EV_OPTIMIZER_FREED, .optimizer = opt};
+    ns_emit_event(&ev); /* the recorder stops reading its statistics */
     ns_hooks_forget_owner(opt);
     for (int i = 0; i < opt->n; i++) {
         ns_tensor_free(opt->ps[i].state[0]);

@@ -35,6 +35,7 @@ typedef enum {
     NS_EV_BACKWARD_BEGIN,    /* ns_backward starting: tensor = root */
     NS_EV_BACKWARD_END,      /* ns_backward done: tensor = root */
     NS_EV_STEP_END,          /* ns_step_end(): step info in ev->step */
+    NS_EV_OPTIMIZER_FREED,   /* ns_optim_free(): optimizer = the one going away */
 } ns_event_kind;
 
 typedef struct {
@@ -55,6 +56,7 @@ typedef struct {
     int64_t count;
     const char *detail;
     const ns_step_info *step;
+    struct ns_optimizer *optimizer;
 } ns_event;
 
 typedef void (*ns_event_hook)(const ns_event *ev, void *ud);

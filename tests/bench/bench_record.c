@@ -3,7 +3,8 @@
  * (every step, every parameter, every module call) and off, side by side in one process.
  * Prints the median steps/s of each and the overhead; target: at most 3%.
  *
- *   bench_record [--rounds R] [--steps S] [--db PATH]
+ *   bench_record [--rounds R] [--steps S] [--db PATH] [--sample-every N]
+ * (--sample-every N: activation statistics every N steps; the default 1 is full recording)
  */
 #include <cblas.h>
 #include <stdio.h>
@@ -39,7 +40,7 @@ static double median(double *v, int n) {
 }
 
 int main(int argc, char **argv) {
-    int rounds = 7, steps = 150;
+    int rounds = 7, steps = 150, sample_every = 1;
     const char *db = "bench_record.db";
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--rounds") && i + 1 < argc)
@@ -48,8 +49,12 @@ int main(int argc, char **argv) {
             steps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--db") && i + 1 < argc)
             db = argv[++i];
+        else if (!strcmp(argv[i], "--sample-every") && i + 1 < argc)
+            sample_every = atoi(argv[++i]);
         else {
-            fprintf(stderr, "usage: bench_record [--rounds R] [--steps S] [--db PATH]\n");
+            fprintf(
+                stderr,
+                "usage: bench_record [--rounds R] [--steps S] [--db PATH] [--sample-every N]\n");
             return 2;
         }
     }
@@ -81,7 +86,7 @@ int main(int argc, char **argv) {
             if (rec) {
                 ns_record_opts o;
                 ns_record_opts_default(&o);
-                o.sample_every = 1;
+                o.sample_every = sample_every;
                 R = ns_record_open(db, net, opt, &o);
                 if (!R) return 1;
             }
