@@ -43,7 +43,8 @@ typedef struct {
 } known_tensor;
 
 typedef struct {
-    uint64_t call_id, caller_call;
+    uint64_t call_id;
+    int caller_idx; /* index of the enclosing call's record in this step, -1: outermost */
     int64_t module_id, caller_id;
     int64_t seq;
     bool training, grad_enabled;
@@ -82,6 +83,8 @@ struct ns_recorder {
 
     call_rec *calls;
     int n_calls, cap_calls;
+    int *cstack; /* indices of the calls in progress (innermost last) */
+    int cdepth, cap_cstack;
     transfer_rec *xfers;
     int n_xfers, cap_xfers;
     bool step_sampled;
@@ -326,6 +329,9 @@ static void fwd_pre(ns_module *m, ns_tensor *x, void *ud) {
     c->module_id = (int64_t)m->id;
     c->caller_id = ci && ci->caller ? (int64_t)ci->caller->id : -1;
     c->seq = r->n_calls - 1;
+    c->caller_idx = r->cdepth ? r->cstack[r->cdepth - 1] : -1;
+    GROW(r->cstack, r->cdepth, r->cap_cstack);
+    r->cstack[r->cdepth++] = r->n_calls - 1;
     c->training = m->training;
     c->grad_enabled = ns_grad_enabled();
     c->in_dev = dev_name(x->device);
@@ -356,6 +362,7 @@ static void fwd_post(ns_module *m, ns_tensor *x, ns_tensor *y, void *ud) {
     (void)x;
     if (!r->in_model) return;
     ns_cupti_pop(r->cupti);
+    if (r->cdepth) r->cdepth--;
     const ns_call_info *ci = ns_current_call();
     call_rec *c = ci ? find_call(r, ci->call_id) : NULL;
     if (!c) return;
@@ -577,15 +584,11 @@ static void write_calls(ns_recorder *r, int64_t step, const char *phase) {
      * caller precedes its callees, so walk backwards) */
     for (int i = r->n_calls - 1; i >= 0; i--) {
         call_rec *c = &r->calls[i];
-        if (isnan(c->bwd_us)) continue;
-        for (int j = i - 1; j >= 0; j--) {
-            if (r->calls[j].module_id == c->caller_id && r->calls[j].t0 <= c->t0) {
-                call_rec *p = &r->calls[j];
-                p->bwd_us = isnan(p->bwd_us) ? c->bwd_us : p->bwd_us + c->bwd_us;
-                break;
-            }
-        }
+        if (isnan(c->bwd_us) || c->caller_idx < 0) continue;
+        call_rec *p = &r->calls[c->caller_idx];
+        p->bwd_us = isnan(p->bwd_us) ? c->bwd_us : p->bwd_us + c->bwd_us;
     }
+    r->cdepth = 0; /* calls abandoned by an error that was recovered from */
     for (int i = 0; i < r->n_calls; i++) {
         call_rec *c = &r->calls[i];
         ns_row row;
@@ -996,6 +999,7 @@ void ns_record_close(ns_recorder *r) {
     free(r->mods);
     free(r->tens);
     free(r->calls);
+    free(r->cstack);
     free(r->xfers);
     free(r->fail_detail);
     free(r->close_err);
