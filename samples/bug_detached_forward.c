@@ -58,10 +58,7 @@ int main(int argc, char **argv) {
     ns_manual_seed(o.seed);
     ns_module *model = net_new();
     sample_print_model(model);
-    int np;
-    ns_tensor **ps = ns_optim_params_of(model, &np);
-    ns_optimizer *opt = ns_adam_new(ps, np, o.lr, 0.9, 0.999, 1e-8, 0.0);
-    free(ps);
+    ns_optimizer *opt = sample_adam(model, o.lr);
 
     sample_fit(model, opt, &d, &o, NS_CPU);
 

@@ -223,3 +223,11 @@ sample_result sample_fit(ns_module *model, ns_optimizer *opt, sample_data *d, co
     printf("test_accuracy=%.4f\n", test.acc);
     return test;
 }
+
+ns_optimizer *sample_adam(ns_module *m, double lr) {
+    int np;
+    ns_tensor **ps = ns_optim_params_of(m, &np);
+    ns_optimizer *opt = ns_adam_new(ps, np, lr, 0.9, 0.999, 1e-8, 0.0);
+    free(ps);
+    return opt;
+}

@@ -71,6 +71,8 @@ bool sample_train_epoch(ns_module *model, ns_optimizer *opt, sample_data *d, ns_
  * decides (ns_module_eval() before it, as PyTorch's model.eval()). */
 sample_result sample_evaluate(ns_module *model, sample_data *d, ns_device dev);
 
+/* Adam (betas 0.9/0.999, eps 1e-8, no weight decay) over the parameters of m, at lr. */
+ns_optimizer *sample_adam(ns_module *m, double lr);
 /* The usual loop, for the samples whose bug is elsewhere: per epoch ns_set_epoch, train mode and
  * sample_train_epoch, then eval mode and sample_evaluate, and the epoch line; at the end the last
  * line `test_accuracy=0.XXXX`. Returns the last evaluation. */
